@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Move CVAT tasks to the train, validation or test subset, or clear their subset.
+
+Example:
+    python3 update_task_subset.py train 19 17 14
+    python3 update_task_subset.py none 21
+
+SUBSET is matched without case and sent in lower case ("Train" becomes "train"); "none" or ""
+clears the subset. Each task gets one PATCH with only the subset field. Tasks are updated in
+parallel and reported in the order given; every task is tried even when others fail.
+
+Reads CVAT_URL, CVAT_ACCESS_TOKEN or CVAT_TOKEN, and CVAT_ORG (see cvat_common.py).
+Exit codes: 0 all tasks updated, 1 any task failed, 2 bad usage or configuration (nothing
+sent), 130 interrupted.
+"""
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from cvat_common import (
+    ArgumentParser,
+    CvatClient,
+    CvatError,
+    EXIT_INTERRUPTED,
+    HttpError,
+    UsageError,
+    check_subset,
+    load_config,
+    run,
+)
+
+# Tasks updated at the same time.
+MAX_PARALLEL = 8
+
+
+def parse_args(argv):
+    parser = ArgumentParser(
+        description="Set the subset of CVAT tasks to train, validation or test, or clear it with none."
+    )
+    parser.add_argument("subset", metavar="SUBSET", help="train, validation, test, or none to clear")
+    parser.add_argument("task_ids", metavar="TASK_ID", nargs="+", help="ids of the tasks to move")
+    args = parser.parse_args(argv)
+    args.subset = check_subset(args.subset, allow_clear=True)
+    args.task_ids = check_task_ids(args.task_ids)
+    return args
+
+
+def check_task_ids(values):
+    """Return the task ids as ints, once each and in the given order, or raise UsageError."""
+    ids = []
+    for value in values:
+        text = value.strip()
+        if not text.isdigit() or not text.isascii() or int(text) < 1:
+            raise UsageError(
+                "invalid TASK_ID %r: task ids are positive integers separated by spaces, e.g. 19 17 14"
+                % value
+            )
+        if int(text) not in ids:
+            ids.append(int(text))
+    return ids
+
+
+def show_subset(subset):
+    return "(none)" if not subset else subset
+
+
+def update_task(client, task_id, subset):
+    """Read the task's current subset, then PATCH the new one; return a result dict."""
+    result = {"id": task_id, "old": None, "error": None, "status": None}
+    try:
+        task = client.get("/api/tasks/%d" % task_id, "reading task %d" % task_id)
+        result["old"] = task.get("subset") or ""
+    except HttpError:
+        # The PATCH below reports the failure with its own status; the old subset stays unknown.
+        pass
+    except CvatError as error:
+        result["error"] = error.message
+        return result
+
+    try:
+        client.call(
+            "PATCH",
+            "/api/tasks/%d" % task_id,
+            "setting the subset of task %d" % task_id,
+            json_body={"subset": subset},
+        )
+    except HttpError as error:
+        result["status"] = error.status
+        result["error"] = describe_failure(task_id, error)
+    except CvatError as error:
+        result["error"] = error.message
+    return result
+
+
+def describe_failure(task_id, error):
+    """Return the per-task failure text for an HTTP error."""
+    if error.status == 404:
+        return "task %d not found (HTTP 404: %s): check the id" % (task_id, error.server_message)
+    return error.message
+
+
+def print_result(result, subset):
+    if result["error"]:
+        print("#%d: failed: %s" % (result["id"], result["error"]), file=sys.stderr, flush=True)
+        return
+    old = "?" if result["old"] is None else show_subset(result["old"])
+    same = " (unchanged)" if result["old"] == subset else ""
+    print("#%d: %s -> %s%s" % (result["id"], old, show_subset(subset), same), flush=True)
+
+
+def summarize_failures(results):
+    """Return the final error line naming the tasks that failed."""
+    failed = [result for result in results if result["error"]]
+    names = ", ".join(
+        "#%d%s" % (result["id"], " (HTTP %d)" % result["status"] if result["status"] else "")
+        for result in failed
+    )
+    message = "%d of %d tasks were not updated: %s" % (len(failed), len(results), names)
+    if all(result["status"] == 401 for result in failed):
+        message += "; CVAT rejected the token, see the lines above"
+    elif all(result["status"] == 403 for result in failed) and len(failed) == len(results):
+        message += "; every update was forbidden, so the token may be read-only: use a personal access token with write access"
+    return message
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    config = load_config()
+    client = CvatClient(config)
+
+    results = []
+    pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(args.task_ids)))
+    try:
+        futures = [pool.submit(update_task, client, task_id, args.subset) for task_id in args.task_ids]
+        for future in futures:
+            result = future.result()
+            print_result(result, args.subset)
+            results.append(result)
+    except KeyboardInterrupt:
+        if sys.version_info >= (3, 9):
+            pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            pool.shutdown(wait=False)
+        done = [str(result["id"]) for result in results if not result["error"]]
+        raise CvatError(
+            "interrupted: updated tasks %s; the rest may or may not have changed, run again with their ids"
+            % (" ".join(done) or "none"),
+            EXIT_INTERRUPTED,
+        )
+    pool.shutdown()
+
+    if any(result["error"] for result in results):
+        raise CvatError(summarize_failures(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
