@@ -66,17 +66,17 @@ def start_server():
 
 
 def run_script(server, *args):
-    """Run one project script with the demo's environment; echo and return its stdout."""
+    """Run one project script with the demo's environment; echo and return its output."""
     env = dict(os.environ)
     for name in ("CVAT_TOKEN", "CVAT_ORG", "CVAT_DEBUG"):
         env.pop(name, None)
     env.update({"CVAT_URL": server.url, "CVAT_ACCESS_TOKEN": DEMO_TOKEN, "PYTHONIOENCODING": "utf-8"})
     command = [sys.executable, os.path.join(ROOT, args[0])] + list(args[1:])
     print("$ python3 %s" % " ".join(args), flush=True)
-    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    # Progress goes to stderr unbuffered and results to stdout at exit, so merging keeps their order.
+    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     output = result.stdout.decode("utf-8")
     sys.stdout.write(output)
-    sys.stdout.write(result.stderr.decode("utf-8"))
     print(flush=True)
     if result.returncode != 0:
         raise SystemExit("demo failed: %s exited with %d" % (args[0], result.returncode))
