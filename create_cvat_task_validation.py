@@ -56,7 +56,7 @@ MINIO_PREFIX = "path/to/images"
 TASK_NAME = "task-name"
 # Subset of the new task: train, validation or test.
 SUBSET = "validation"
-# JPEG quality of the chunks CVAT makes, 1-100; 70 keeps the chunk cache far smaller than 100.
+# JPEG quality of the chunks CVAT makes, 1-100. CVAT's UI uses 70, which keeps the chunk cache far smaller.
 IMAGE_QUALITY = 100
 # Frames per job.
 SEGMENT_SIZE = 1000
