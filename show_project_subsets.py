@@ -112,16 +112,21 @@ def case_notes(subsets):
             by_folded.setdefault(group["subset"].casefold(), []).append(group)
 
     notes = []
-    for variants in by_folded.values():
+    for folded, variants in by_folded.items():
         if len(variants) < 2:
             continue
         names = ", ".join("'%s'" % group["subset"] for group in variants)
-        target = variants[0]["subset"]
-        ids = " ".join(str(task["id"]) for group in variants[1:] for task in group["details"])
-        notes.append(
-            "subsets %s differ only in case and CVAT keeps them apart; to merge them run: "
-            "python3 update_task_subset.py %s %s" % (names, target, ids)
-        )
+        note = "subsets %s differ only in case and CVAT keeps them apart" % names
+        if folded in SUBSET_ORDER:
+            # update_task_subset.py sends the lower-case name, so every other spelling moves.
+            ids = " ".join(
+                str(task["id"]) for group in variants if group["subset"] != folded for task in group["details"]
+            )
+            note += "; to merge them run: python3 update_task_subset.py %s %s" % (folded, ids)
+        else:
+            # update_task_subset.py sets only train, validation and test, so it cannot merge these.
+            note += "; to merge them, give the tasks one spelling in CVAT"
+        notes.append(note)
     return notes
 
 

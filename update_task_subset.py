@@ -66,13 +66,13 @@ def show_subset(subset):
 
 def update_task(client, task_id, subset):
     """Read the task's current subset, then PATCH the new one; return a result dict."""
-    result = {"id": task_id, "old": None, "error": None, "status": None}
+    result = {"id": task_id, "old": None, "error": None, "status": None, "read_status": None}
     try:
         task = client.get("/api/tasks/%d" % task_id, "reading task %d" % task_id)
         result["old"] = task.get("subset") or ""
-    except HttpError:
+    except HttpError as error:
         # The PATCH below reports the failure with its own status; the old subset stays unknown.
-        pass
+        result["read_status"] = error.status
     except CvatError as error:
         result["error"] = error.message
         return result
@@ -86,16 +86,27 @@ def update_task(client, task_id, subset):
         )
     except HttpError as error:
         result["status"] = error.status
-        result["error"] = describe_failure(task_id, error)
+        result["error"] = describe_failure(task_id, error, result["read_status"], client.config.org)
     except CvatError as error:
         result["error"] = error.message
     return result
 
 
-def describe_failure(task_id, error):
-    """Return the per-task failure text for an HTTP error."""
+def describe_failure(task_id, error, read_status, org):
+    """Return the per-task failure text for an HTTP error of the PATCH."""
     if error.status == 404:
-        return "task %d not found (HTTP 404: %s): check the id" % (task_id, error.server_message)
+        # CVAT also returns 404 when the X-Organization header names an unknown organization.
+        return "task %d not found (HTTP 404: %s): check the id%s" % (
+            task_id,
+            error.server_message,
+            " and CVAT_ORG" if org else "",
+        )
+    if error.status == 403 and read_status == 403:
+        # Reading the task was forbidden too, so the token's write access is not the cause.
+        return (
+            "task %d is forbidden to this account (HTTP 403: %s): check the id and your role in "
+            "the task's organization" % (task_id, error.server_message)
+        )
     return error.message
 
 
@@ -118,7 +129,10 @@ def summarize_failures(results):
     message = "%d of %d tasks were not updated: %s" % (len(failed), len(results), names)
     if all(result["status"] == 401 for result in failed):
         message += "; CVAT rejected the token, see the lines above"
-    elif all(result["status"] == 403 for result in failed) and len(failed) == len(results):
+    elif len(failed) == len(results) and all(
+        result["status"] == 403 and result["read_status"] is None for result in failed
+    ):
+        # Every task could be read but none changed: the usual sign of a read-only token.
         message += "; every update was forbidden, so the token may be read-only: use a personal access token with write access"
     return message
 
