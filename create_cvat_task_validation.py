@@ -74,6 +74,8 @@ MAX_JOBS = 5000
 MANY_JOBS = 1000
 # Attempts at creating the task when its answer is lost; each repeat follows a check by name.
 CREATE_ATTEMPTS = 3
+# A run of digits inside a key, compared as a number when sorting.
+DIGIT_RUN = re.compile(r"\d+")
 # Keys shown at each end of the list in a dry run.
 DRY_RUN_SAMPLE = 3
 
@@ -151,9 +153,19 @@ def check_name(value):
 
 
 def natural_key(key):
-    """Sort key that compares digit runs as numbers and letters without case: img2 before img10."""
-    parts = re.split(r"(\d+)", key)
-    return ([int(part) if part.isdigit() else part.casefold() for part in parts], key)
+    """Return a sort key that compares digit runs as numbers and letters without case.
+
+    Each digit run becomes its length (4 digits) and its digits without leading zeros, so
+    img2 sorts before img10. Names equal under that rule (frame_02 and frame_2) fall back to
+    the raw key, so the order does not depend on the listing order. One string per key keeps
+    the memory of sorting 100,000 keys small.
+    """
+    return DIGIT_RUN.sub(encode_number, key.casefold()) + "\0" + key
+
+
+def encode_number(match):
+    digits = match.group().lstrip("0") or "0"
+    return "%04d%s" % (len(digits), digits)
 
 
 def is_image(name):
@@ -522,7 +534,8 @@ def main(argv=None):
             EXIT_INTERRUPTED,
         )
     task_id = task["id"]
-    log("created task #%d; attaching %s" % (task_id, plural(len(keys), "file")))
+    # "created" is printed only once the task has its frames, because it may still fail and be deleted.
+    log("attaching %s to the new task #%d" % (plural(len(keys), "file"), task_id))
     try:
         finished = attach_and_wait(client, args, task, keys)
     except KeyboardInterrupt:
