@@ -15,14 +15,18 @@ Exit codes of every script: 0 done, 1 failed, 2 bad usage or configuration (noth
 
 import argparse
 import difflib
+import http.client
 import math
 import os
 import re
+import socket
+import ssl
 import sys
 import time
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -63,6 +67,11 @@ RETRY_STATUSES = (429, 502, 503, 504)
 MAX_MESSAGE_LENGTH = 300
 # Subset names the scripts set. CVAT accepts any text, which invites typos and case variants.
 SUBSETS = ("train", "validation", "test")
+# Messages of a failed host name lookup on Linux, macOS and Windows.
+NAME_LOOKUP_ERRORS = re.compile(
+    r"Name or service not known|nodename nor servname|Temporary failure in name resolution"
+    r"|getaddrinfo failed|No address associated with hostname"
+)
 
 _secrets = []
 
@@ -71,6 +80,8 @@ class CvatError(Exception):
     """An expected failure: one line for stderr and the exit code to end with."""
 
     def __init__(self, message, exit_code=EXIT_FAILED):
+        # Redacted here, so that str(), repr() and tracebacks of the error never show a token.
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
@@ -223,12 +234,32 @@ def load_config(env=None):
     if token not in _secrets:
         _secrets.append(token)
 
+    if url.startswith("https://"):
+        check_ca_bundle(env)
     org = env.get("CVAT_ORG", "").strip()
     timeouts = (
         read_seconds(env, "CVAT_CONNECT_TIMEOUT", CONNECT_TIMEOUT),
         read_seconds(env, "CVAT_READ_TIMEOUT", READ_TIMEOUT),
     )
     return Config(url, token, scheme, variable, org, timeouts, read_backoff(env))
+
+
+def check_ca_bundle(env):
+    """Raise UsageError if the CA bundle file that requests takes from the environment is missing.
+
+    requests reads REQUESTS_CA_BUNDLE, or CURL_CA_BUNDLE when that is unset, and raises a bare
+    OSError on a path that does not exist.
+    """
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        path = env.get(name, "")
+        if not path:
+            continue
+        if not os.path.exists(path):
+            raise UsageError(
+                "%s is %r, which does not exist: point it at the PEM file of the CA that signed "
+                "the CVAT server's certificate, or unset it" % (name, path)
+            )
+        return
 
 
 def origin_of(url):
@@ -282,10 +313,10 @@ class CvatRetry(Retry):
         if response is not None and response.status:
             reason = "HTTP %d" % response.status
         else:
-            reason = short_reason(error) if error else "an error"
+            reason = short_reason(error) if error else "unknown error"
         path = (url or "").split("?", 1)[0]
         attempt = RETRY_TOTAL - (new_retry.total or 0)
-        log("retrying %s %s after %s (retry %d)" % (method, path, reason, attempt))
+        log("retrying %s %s (retry %d): %s" % (method, path, attempt, reason))
         return new_retry
 
 
@@ -296,6 +327,9 @@ def make_retry(backoff):
         connect=RETRY_CONNECT,
         read=RETRY_TOTAL,
         status=RETRY_TOTAL,
+        # urllib3 counts TLS errors (a certificate that fails the check, plain HTTP on an
+        # https:// address) as "other" errors, and they repeat on every attempt.
+        other=0,
         redirect=0,
         backoff_factor=backoff,
         status_forcelist=RETRY_STATUSES,
@@ -331,7 +365,8 @@ def describe_server_message(response):
         text = " ".join(str(item) for item in body)
     else:
         text = str(body or "")
-        if "<html" in text.lower():
+        if re.search(r"</?[a-zA-Z][a-zA-Z0-9]*(\s[^>]*)?>", text):
+            # An HTML error page of a proxy or of Django: keep its text only.
             text = re.sub(r"<[^>]+>", " ", text)
 
     text = " ".join(redact(text).split())
@@ -390,11 +425,6 @@ class CvatClient:
                 timeout=self.config.timeouts,
                 allow_redirects=False,
             )
-        except requests.exceptions.SSLError as error:
-            raise CvatError(
-                "TLS certificate check failed for %s (%s): if the server uses a private CA, "
-                "set REQUESTS_CA_BUNDLE=/path/to/ca-bundle.pem" % (self.base_url, short_reason(error))
-            )
         except requests.exceptions.ConnectTimeout:
             raise CvatError(
                 "could not connect to CVAT at %s within %g s: check CVAT_URL and that the server "
@@ -402,16 +432,16 @@ class CvatClient:
             )
         except requests.exceptions.ReadTimeout:
             raise CvatError(
-                "%s %s timed out: no answer within %g s (set CVAT_READ_TIMEOUT to wait longer)"
+                "%s %s timed out: no response within %g s (set CVAT_READ_TIMEOUT to wait longer)"
                 % (method, path, self.config.timeouts[1])
             )
-        except requests.exceptions.ConnectionError as error:
-            raise CvatError(
-                "%s %s failed: no answer from CVAT at %s (%s); check CVAT_URL and that the server "
-                "is running" % (method, path, self.base_url, short_reason(error))
-            )
         except requests.exceptions.RequestException as error:
-            raise CvatError("%s %s failed: %s" % (method, path, short_reason(error)))
+            raise self.connection_error(method, path, error)
+        except OSError as error:
+            # requests raises a bare OSError for a CA bundle path that does not exist.
+            raise CvatError(
+                "%s %s was not sent: %s; check REQUESTS_CA_BUNDLE" % (method, path, short_reason(error))
+            )
         finally:
             self.request_count += 1
 
@@ -425,6 +455,40 @@ class CvatClient:
             )
         return response
 
+    def connection_error(self, method, path, error):
+        """Build the one-line CvatError for a call that got no HTTP response, naming the cause."""
+        kind = failure_kind(error)
+        reason = short_reason(error)
+        if kind == "dns":
+            return CvatError(
+                "cannot reach CVAT at %s: %s; check the host name in CVAT_URL and that this "
+                "machine's DNS or VPN can resolve it" % (self.base_url, reason)
+            )
+        if kind == "refused":
+            return CvatError(
+                "cannot connect to CVAT at %s: connection refused; check the host and port in "
+                "CVAT_URL and that the server is running" % self.base_url
+            )
+        if kind == "certificate":
+            return CvatError(
+                "TLS certificate check failed for %s (%s): if the server uses a private CA, "
+                "set REQUESTS_CA_BUNDLE=/path/to/ca-bundle.pem" % (self.base_url, reason)
+            )
+        if kind == "tls":
+            return CvatError(
+                "TLS connection to %s failed (%s): check the scheme (http:// or https://) and "
+                "the port in CVAT_URL" % (self.base_url, reason)
+            )
+        if kind == "timeout":
+            return CvatError(
+                "%s %s timed out: no response within %g s (set CVAT_READ_TIMEOUT to wait longer)"
+                % (method, path, self.config.timeouts[1])
+            )
+        return CvatError(
+            "%s %s failed: %s (CVAT at %s); check that CVAT and any proxy in front of it are "
+            "running, then run again" % (method, path, reason, self.base_url)
+        )
+
     def call(self, method, path, what, params=None, json_body=None, expected=(200,)):
         """Send one call and return the parsed JSON body; raise HttpError on another status."""
         response = self.send(method, path, params=params, json_body=json_body)
@@ -432,12 +496,17 @@ class CvatClient:
             raise self.http_error(response, method, what)
         if response.status_code == 204 or not response.content:
             return None
+        return self.parse_json(response, method, what)
+
+    def parse_json(self, response, method, what):
+        """Return the JSON body of a response; a body that is not JSON raises CvatError."""
         try:
             return response.json()
         except ValueError:
             raise CvatError(
-                "%s failed: CVAT answered %s %s with a body that is not JSON; check that CVAT_URL "
-                "points at CVAT, not at a proxy page" % (what, method, path)
+                "%s failed: %s %s returned HTTP %d with a body that is not JSON; check that "
+                "CVAT_URL points at CVAT, not at a proxy or login page"
+                % (what, method, urlsplit(response.url).path, response.status_code)
             )
 
     def get(self, path, what, params=None):
@@ -448,6 +517,15 @@ class CvatClient:
         status = response.status_code
         server_message = describe_server_message(response)
         message = "%s failed: HTTP %d" % (what, status)
+        retries = getattr(getattr(response, "raw", None), "retries", None)
+        retried = len(getattr(retries, "history", None) or ())
+        if retried:
+            message += " from %s %s after %d %s" % (
+                method,
+                urlsplit(response.url).path,
+                retried,
+                "retry" if retried == 1 else "retries",
+            )
         if server_message:
             message += ": %s" % server_message
         hint = self.hint_for(status, method)
@@ -491,7 +569,9 @@ class CvatClient:
             if response.status_code != 200:
                 raise self.http_error(response, "GET", what)
 
-            data = response.json()
+            data = self.parse_json(response, "GET", what)
+            if not isinstance(data, dict):
+                raise CvatError("%s failed: GET %s returned JSON that is not a page of results" % (what, path))
             page_results = data.get("results") or []
             results.extend(page_results)
             if not data.get("next") or not page_results or len(results) >= data.get("count", 0):
@@ -507,20 +587,71 @@ class CvatClient:
         return "%s/tasks/%d" % (self.base_url, task_id)
 
 
+def exception_chain(error):
+    """Return error and every exception it wraps, through urllib3 reasons, arguments and causes."""
+    chain = []
+    pending = [error]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        pending.append(getattr(current, "reason", None))
+        pending.extend(current.args)
+        pending.append(current.__cause__)
+    return chain
+
+
+def failure_kind(error):
+    """Return why a call got no response: dns, refused, certificate, tls, timeout, closed or other."""
+    chain = exception_chain(error)
+    text = " ".join(str(item) for item in chain)
+
+    def found(*types):
+        return any(isinstance(item, types) for item in chain)
+
+    if found(socket.gaierror) or NAME_LOOKUP_ERRORS.search(text):
+        return "dns"
+    if found(ConnectionRefusedError) or "Connection refused" in text:
+        return "refused"
+    if found(ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate"
+    if found(ssl.SSLError, urllib3.exceptions.SSLError):
+        return "tls"
+    if found(socket.timeout, urllib3.exceptions.ReadTimeoutError):
+        return "timeout"
+    if found(ConnectionError, http.client.HTTPException, urllib3.exceptions.ProtocolError):
+        return "closed"
+    return "other"
+
+
 def short_reason(error):
-    """Return the innermost reason of a requests error, without the long urllib3 wrapping."""
+    """Return the cause of a failed call in a few words, without the long urllib3 wrapping."""
+    kind = failure_kind(error)
+    chain = exception_chain(error)
+    if kind == "dns":
+        return "DNS lookup of the host name failed"
+    if kind == "refused":
+        return "connection refused"
+    if kind == "certificate":
+        details = [item.verify_message for item in chain if getattr(item, "verify_message", None)]
+        return "certificate verify failed" + (": " + details[0] if details else "")
+    if kind == "tls":
+        # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)" becomes the middle part.
+        texts = [str(item) for item in chain if isinstance(item, ssl.SSLError)]
+        text = re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", texts[-1] if texts else str(error))
+        return "TLS handshake failed: " + text
+    if kind == "timeout":
+        return "timed out"
+    if kind == "closed":
+        if any(isinstance(item, ConnectionResetError) for item in chain):
+            return "the connection was reset"
+        return "the server closed the connection without a response"
+
     text = str(error)
     match = re.search(r"\(Caused by \w+\((?:'[^']*'|<[^>]*>)?,? ?(.*)\)\)?$", text)
     if match and match.group(1).strip("'\" "):
         text = match.group(1)
-    name_error = re.search(r"(Name or service not known|nodename nor servname|Temporary failure in name resolution|getaddrinfo failed)", text)
-    if name_error:
-        return "DNS lookup of the host name failed"
-    if "Connection refused" in text:
-        return "connection refused"
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        detail = re.search(r"certificate verify failed: ([^(\"')]+)", text)
-        return "certificate verify failed" + (": " + detail.group(1).strip() if detail else "")
     text = " ".join(redact(text).split())
     return text[:MAX_MESSAGE_LENGTH]
 
@@ -581,12 +712,15 @@ def poll(fetch_state, timeout, describe):
 
 def fetch_request_state(client, rq_id, seen):
     """Return the state of a CVAT request; raise RequestGone on 404."""
+    what = "checking request %s" % rq_id
     response = client.send("GET", client.request_url(rq_id))
     if response.status_code == 404:
         raise RequestGone(seen)
     if response.status_code != 200:
-        raise client.http_error(response, "GET", "checking request %s" % rq_id)
-    data = response.json()
+        raise client.http_error(response, "GET", what)
+    data = client.parse_json(response, "GET", what)
+    if not isinstance(data, dict):
+        raise CvatError("%s failed: GET %s returned JSON that is not a request" % (what, client.request_url(rq_id)))
     return {
         "status": data.get("status"),
         "message": data.get("message") or "",

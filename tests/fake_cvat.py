@@ -452,6 +452,7 @@ class FakeCvat:
         self._listing_calls = 0
         self._server = None
         self._thread = None
+        self._scheme = "http"
 
         self.add_user(1, "alice")
         self.add_token("pat-good", "Bearer", user_id=1, write=True)
@@ -460,12 +461,19 @@ class FakeCvat:
 
     # Lifecycle.
 
-    def start(self, port=0):
-        """Bind 127.0.0.1 (port 0 picks a free port) and serve in a daemon thread."""
+    def start(self, port=0, ssl_context=None):
+        """Bind 127.0.0.1 (port 0 picks a free port) and serve in a daemon thread.
+
+        With an ssl.SSLContext for the server side, the server speaks HTTPS and url starts
+        with https://. The TLS handshake runs when a connection is accepted.
+        """
         if self._server is not None:
             raise RuntimeError("the server is already running at " + self.url)
         server = _Server(("127.0.0.1", port), _Handler)
         server.fake = self
+        if ssl_context is not None:
+            server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
+        self._scheme = "http" if ssl_context is None else "https"
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                   name="fake-cvat", daemon=True)
         thread.start()
@@ -487,7 +495,7 @@ class FakeCvat:
     def url(self):
         if self._server is None:
             raise RuntimeError("the server is not running: call start() first")
-        return "http://127.0.0.1:{}".format(self._server.server_address[1])
+        return "{}://127.0.0.1:{}".format(self._scheme, self._server.server_address[1])
 
     @property
     def port(self):
@@ -856,7 +864,7 @@ class FakeCvat:
         if self.public_base:
             return self.public_base.rstrip("/")
         host = record.headers.get("Host") or "127.0.0.1:{}".format(self.port)
-        return "http://" + host
+        return "{}://{}".format(self._scheme, host)
 
     def _handle(self, record):
         """Build the reply for one request. State is read and changed under the lock."""
