@@ -20,6 +20,7 @@ Exit codes: 0 task created, 1 failed, 2 bad usage or configuration (nothing sent
 import math
 import re
 import sys
+import time
 
 from cvat_common import (
     ArgumentParser,
@@ -31,6 +32,7 @@ from cvat_common import (
     RequestGone,
     UsageError,
     check_subset,
+    describe_server_message,
     enter_project_organization,
     fetch_legacy_task_state,
     fetch_request_state,
@@ -317,10 +319,13 @@ def create_task(client, args, known_ids):
             lost = error.message
         else:
             if response.status_code == 201:
-                return response.json()
+                return client.parse_json(response, "POST", what)
             if response.status_code < 500:
                 raise client.http_error(response, "POST", what)
-            lost = client.http_error(response, "POST", what).message
+            lost = "HTTP %d" % response.status_code
+            server_message = describe_server_message(response)
+            if server_message:
+                lost += ": %s" % server_message
 
         try:
             made = [task for task in find_tasks_by_name(client, args.project_id, args.name) if task["id"] not in known_ids]
@@ -338,6 +343,7 @@ def create_task(client, args, known_ids):
         if attempt == CREATE_ATTEMPTS:
             raise CvatError("%s failed: %s; no task was created (checked by name), run again later" % (what, lost))
         log("creating the task failed (%s) and no task exists: trying again" % lost)
+        time.sleep(client.config.backoff * 2 ** attempt)
 
 
 def send_data(client, task_id, body):

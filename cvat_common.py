@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 # CVAT base address used when CVAT_URL is not set.
@@ -50,6 +51,10 @@ TASK_PAGE_SIZE = 1000
 CONTENT_PAGE_SIZE = 500
 # Seconds between polls of a request: short at first so a quick job is noticed within a second.
 POLL_INTERVALS = (0.25, 0.5, 0.75)
+# Shortest sleep between polls, used when the progress seen so far predicts an early finish.
+POLL_MIN_INTERVAL = 0.1
+# Seconds added to a predicted finish, so the poll after it usually sees the request done.
+POLL_FINISH_MARGIN = 0.05
 # Poll interval in seconds once a request has run for POLL_SLOW_AFTER seconds.
 POLL_SLOW_INTERVAL = 2.0
 POLL_SLOW_AFTER = 60.0
@@ -113,8 +118,13 @@ def redact(text):
 
 
 def log(message):
-    """Print a progress line on stderr."""
-    print(redact(message), file=sys.stderr, flush=True)
+    """Print a progress line on stderr.
+
+    One write call per line, because print() writes the text and the newline separately and
+    lines from the update script's worker threads would run into each other.
+    """
+    sys.stderr.write(redact(message) + "\n")
+    sys.stderr.flush()
 
 
 class Config:
@@ -309,6 +319,10 @@ class CvatRetry(Retry):
         return min(seconds, RETRY_AFTER_MAX)
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if isinstance(error, ReadTimeoutError):
+            # A server that sent nothing within the read timeout is unlikely to do better on
+            # a repeat, and five repeats of a long timeout would stall the script for minutes.
+            raise error
         new_retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if response is not None and response.status:
             reason = "HTTP %d" % response.status
@@ -574,7 +588,8 @@ class CvatClient:
                 raise CvatError("%s failed: GET %s returned JSON that is not a page of results" % (what, path))
             page_results = data.get("results") or []
             results.extend(page_results)
-            if not data.get("next") or not page_results or len(results) >= data.get("count", 0):
+            count = data.get("count")
+            if not data.get("next") or not page_results or (count is not None and len(results) >= count):
                 break
             page += 1
         return results
@@ -656,11 +671,33 @@ def short_reason(error):
     return text[:MAX_MESSAGE_LENGTH]
 
 
-def poll_interval(elapsed, polls):
-    """Return the seconds to sleep before the next poll."""
+def poll_interval(elapsed, polls, predicted=None):
+    """Return the seconds to sleep before the next poll.
+
+    predicted is the estimated time left until the request finishes: the sleep ends then,
+    though never sooner than POLL_MIN_INTERVAL, so a quick finish is noticed at once.
+    """
     if elapsed >= POLL_SLOW_AFTER:
-        return POLL_SLOW_INTERVAL
-    return POLL_INTERVALS[min(polls, len(POLL_INTERVALS) - 1)]
+        interval = POLL_SLOW_INTERVAL
+    else:
+        interval = POLL_INTERVALS[min(polls, len(POLL_INTERVALS) - 1)]
+    if predicted is not None:
+        interval = max(POLL_MIN_INTERVAL, min(interval, predicted + POLL_FINISH_MARGIN))
+    return interval
+
+
+def predict_finish(previous, current):
+    """Return the seconds until progress reaches 1 at the rate seen between two polls, or None.
+
+    previous and current are (time, progress) pairs; progress is 0..1 or None.
+    """
+    (previous_time, previous_progress), (current_time, current_progress) = previous, current
+    if previous_progress is None or current_progress is None:
+        return None
+    if current_progress <= previous_progress or current_time <= previous_time:
+        return None
+    rate = (current_progress - previous_progress) / (current_time - previous_time)
+    return (1.0 - current_progress) / rate
 
 
 class PollTimeout(CvatError):
@@ -685,6 +722,7 @@ def poll(fetch_state, timeout, describe):
     deadline = started + timeout
     polls = 0
     last_report = None
+    last_progress = (started, None)
     while True:
         state = fetch_state()
         polls += 1
@@ -693,7 +731,9 @@ def poll(fetch_state, timeout, describe):
             return state
 
         progress = state.get("progress")
-        percent = None if progress is None else int(float(progress) * 100) // 10 * 10
+        if progress is not None:
+            progress = float(progress)
+        percent = None if progress is None else int(progress * 100) // 10 * 10
         report = (status, state.get("message") or "", percent)
         if report != last_report:
             line = "%s: %s" % (describe, status)
@@ -707,7 +747,9 @@ def poll(fetch_state, timeout, describe):
         now = time.monotonic()
         if now >= deadline:
             raise PollTimeout("timed out after %g s" % timeout)
-        time.sleep(min(poll_interval(now - started, polls), max(deadline - now, 0.01)))
+        predicted = predict_finish(last_progress, (now, progress))
+        last_progress = (now, progress)
+        time.sleep(min(poll_interval(now - started, polls, predicted), max(deadline - now, 0.01)))
 
 
 def fetch_request_state(client, rq_id, seen):

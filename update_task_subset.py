@@ -26,6 +26,7 @@ from cvat_common import (
     UsageError,
     check_subset,
     load_config,
+    log,
     run,
 )
 
@@ -112,14 +113,15 @@ def describe_failure(task_id, error, read_status, org):
 
 def print_result(result, subset):
     if result["error"]:
-        print("#%d: failed: %s" % (result["id"], result["error"]), file=sys.stderr, flush=True)
+        log("#%d: failed: %s" % (result["id"], result["error"]))
         return
     old = "?" if result["old"] is None else show_subset(result["old"])
     same = " (unchanged)" if result["old"] == subset else ""
-    print("#%d: %s -> %s%s" % (result["id"], old, show_subset(subset), same), flush=True)
+    sys.stdout.write("#%d: %s -> %s%s\n" % (result["id"], old, show_subset(subset), same))
+    sys.stdout.flush()
 
 
-def summarize_failures(results):
+def summarize_failures(results, token_variable):
     """Return the final error line naming the tasks that failed."""
     failed = [result for result in results if result["error"]]
     names = ", ".join(
@@ -128,7 +130,7 @@ def summarize_failures(results):
     )
     message = "%d of %d tasks were not updated: %s" % (len(failed), len(results), names)
     if all(result["status"] == 401 for result in failed):
-        message += "; CVAT rejected the token, see the lines above"
+        message += "; CVAT rejected the token in %s: check that it is current" % token_variable
     elif len(failed) == len(results) and all(
         result["status"] == 403 and result["read_status"] is None for result in failed
     ):
@@ -164,7 +166,7 @@ def main(argv=None):
     pool.shutdown()
 
     if any(result["error"] for result in results):
-        raise CvatError(summarize_failures(results))
+        raise CvatError(summarize_failures(results, config.token_variable))
     return 0
 
 
