@@ -5,7 +5,7 @@ Example:
     python3 create_cvat_task_validation.py --prefix site-a/images/ --name site-a-val --subset validation
 
 Steps: list the prefix through CVAT (content-v2, every page), keep image files in natural order
-(img2 before img10), refuse an empty list or a task name already in the project, create the task
+(img2 before img10), reject an empty list or a task name already in the project, create the task
 in the project's organization, attach the files from the cloud storage, wait for CVAT to process
 them, and print the task id, frames, jobs and URL. --dry-run stops before the first write.
 
@@ -48,7 +48,7 @@ from cvat_common import (
 
 # Project the new task joins (Polyvision 4 classes).
 PROJECT_ID = 4
-# Cloud storage that holds the images (MinIO Datasets).
+# Cloud storage that contains the images (MinIO Datasets).
 CLOUD_STORAGE_ID = 4
 # Cloud storage for the task's exports and backups (MinIO CVAT Internal).
 TARGET_CLOUD_STORAGE_ID = 3
@@ -74,7 +74,7 @@ IMAGE_EXTENSIONS = (
 MAX_JOBS = 5000
 # Jobs count from which the script warns about a very small segment size.
 MANY_JOBS = 1000
-# Attempts at creating the task when its answer is lost; each repeat follows a check by name.
+# Attempts at creating the task when its response is lost; each repeat follows a check by name.
 CREATE_ATTEMPTS = 3
 # A run of digits inside a key, compared as a number when sorting.
 DIGIT_RUN = re.compile(r"\d+")
@@ -138,7 +138,7 @@ def check_prefix(value):
     if not prefix:
         raise UsageError(
             "the prefix is empty: set MINIO_PREFIX or --prefix to the folder inside the bucket "
-            "that holds the images, e.g. site-a/images/"
+            "that contains the images, e.g. site-a/images/"
         )
     if "//" in prefix or any(part in (".", "..") for part in prefix.split("/")):
         raise UsageError("invalid prefix %r: remove the '//', '.' or '..' parts" % value)
@@ -241,7 +241,7 @@ def explain_empty_listing(args, storage, skipped_files, skipped_folders):
     """Return the error line for a prefix with no images, naming the likely cause."""
     message = "no images found under %r in cloud storage %d" % (args.prefix, args.cloud_storage_id)
     if skipped_files or skipped_folders:
-        message += " (it holds %s and %s that were skipped" % (
+        message += " (it contains %s and %s that were skipped" % (
             plural(len(skipped_files), "other file"),
             plural(len(skipped_folders), "folder"),
         )
@@ -260,7 +260,7 @@ def explain_empty_listing(args, storage, skipped_files, skipped_folders):
 
 
 def check_jobs(count, segment_size):
-    """Return the number of jobs the task will have; refuse more than CVAT's cap."""
+    """Return the number of jobs the task will have; reject more than CVAT's cap."""
     jobs = math.ceil(count / segment_size)
     if jobs > MAX_JOBS:
         smallest = math.ceil(count / MAX_JOBS)
@@ -310,7 +310,7 @@ def data_body(args, keys):
 
 
 def create_task(client, args, known_ids):
-    """Create the task and return it. A lost answer is checked by name before any new attempt."""
+    """Create the task and return it. After a lost response, look the task up by name before any new attempt."""
     what = "creating task %r in project %d" % (args.name, args.project_id)
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
@@ -331,15 +331,15 @@ def create_task(client, args, known_ids):
             made = [task for task in find_tasks_by_name(client, args.project_id, args.name) if task["id"] not in known_ids]
         except CvatError as error:
             raise CvatError(
-                "%s: no answer (%s), and looking the task up failed too (%s); look for task %r in "
+                "%s: no response (%s), and looking the task up failed too (%s); look for task %r in "
                 "project %d before running again" % (what, lost, error.message, args.name, args.project_id)
             )
         if len(made) == 1:
-            log("the answer to the create call was lost, but task #%d exists: going on with it" % made[0]["id"])
+            log("the response to the create call was lost, but task #%d exists: going on with it" % made[0]["id"])
             return made[0]
         if len(made) > 1:
             ids = ", ".join("#%d" % task["id"] for task in made)
-            raise CvatError("%s: the answer was lost and several tasks were made (%s); delete the extra ones" % (what, ids))
+            raise CvatError("%s: the response was lost and several tasks were created (%s); delete the extra ones" % (what, ids))
         if attempt == CREATE_ATTEMPTS:
             raise CvatError("%s failed: %s; no task was created (checked by name), run again later" % (what, lost))
         log("creating the task failed (%s) and no task exists: trying again" % lost)
@@ -349,24 +349,24 @@ def create_task(client, args, known_ids):
 def send_data(client, task_id, body):
     """POST the data call once and return its request id, "" if CVAT gave none, or None if lost.
 
-    The call is never repeated: a lost answer is followed up by polling the task's request.
+    The call is never repeated: after a lost response the script polls the task's request.
     """
     path = "/api/tasks/%d/data" % task_id
     try:
         response = client.send("POST", path, json_body=body)
     except CvatError as error:
-        log("no answer to the data call of task #%d (%s); checking its request instead of sending again"
+        log("no response to the data call of task #%d (%s); checking its request instead of sending again"
             % (task_id, error.message))
         return None
 
     if response.status_code in (202, 409):
         # 409: a creation job for this task is already running; its body names the same request.
         try:
-            answer = response.json()
+            body = response.json()
         except ValueError:
-            answer = None
-        if isinstance(answer, dict) and answer.get("rq_id"):
-            return answer["rq_id"]
+            body = None
+        if isinstance(body, dict) and body.get("rq_id"):
+            return body["rq_id"]
         return ""
     if response.status_code >= 500:
         log("the data call of task #%d got HTTP %d; checking its request instead of sending again"

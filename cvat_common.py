@@ -64,11 +64,11 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# Methods that give the same result when repeated, so a lost answer may be retried blindly.
+# Methods that give the same result when repeated, so a lost response may be retried blindly.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 # Statuses of a proxy or of CVAT that mean "try again later".
 RETRY_STATUSES = (429, 502, 503, 504)
-# Longest server message kept in an error line.
+# Maximum length of a server message in an error line, in characters.
 MAX_MESSAGE_LENGTH = 300
 # Subset names the scripts set. CVAT accepts any text, which invites typos and case variants.
 SUBSETS = ("train", "validation", "test")
@@ -100,7 +100,7 @@ class UsageError(CvatError):
 
 
 class HttpError(CvatError):
-    """A CVAT answer with an unexpected HTTP status."""
+    """A CVAT response with an unexpected HTTP status."""
 
     def __init__(self, message, status, server_message, response=None):
         super().__init__(message, EXIT_FAILED)
@@ -187,7 +187,7 @@ def check_token(name, value):
     token = value.strip()
     if re.match(r"(?i)(bearer|token|basic)\s", token):
         raise UsageError(
-            "%s holds a whole Authorization header: set it to the token alone, "
+            "%s contains a whole Authorization header: set it to the token alone, "
             "without the word before it" % name
         )
     if re.search(r"\s", token) or not token.isprintable() or not token.isascii():
@@ -303,7 +303,7 @@ class TokenAuth(requests.auth.AuthBase):
 class CvatRetry(Retry):
     """urllib3 Retry that also repeats a throttled (429) write and reports each retry on stderr.
 
-    CVAT answers 429 before it processes a call, so repeating it cannot create anything twice.
+    CVAT returns 429 before it processes a call, so repeating it cannot create anything twice.
     Other statuses and read errors are retried only for idempotent methods.
     """
 
@@ -420,7 +420,7 @@ class CvatClient:
             self.org_params = {"org_id": str(organization_id)}
 
     def send(self, method, path, params=None, json_body=None):
-        """Send one call and return the response; raise CvatError when no answer arrives."""
+        """Send one call and return the response; raise CvatError when no response arrives."""
         url = self.base_url + path
         query = dict(self.org_params)
         query.update(params or {})
@@ -527,7 +527,7 @@ class CvatClient:
         return self.call("GET", path, what, params=params)
 
     def http_error(self, response, method, what):
-        """Build the one-line HttpError for an unexpected answer, with a hint for the usual causes."""
+        """Build the one-line HttpError for an unexpected response, with a hint for the usual causes."""
         status = response.status_code
         server_message = describe_server_message(response)
         message = "%s failed: HTTP %d" % (what, status)
