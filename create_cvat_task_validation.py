@@ -148,9 +148,14 @@ def check_prefix(value):
 
 
 def check_name(value):
+    """Return the task name without surrounding spaces, or raise UsageError."""
     name = value.strip()
-    if not 1 <= len(name) <= 256:
-        raise UsageError("invalid task name %r: give 1 to 256 characters" % value)
+    if not name:
+        raise UsageError("the task name is empty: set TASK_NAME or --name")
+    if len(name) > 256:
+        raise UsageError("invalid task name: it has %d characters, CVAT allows 256" % len(name))
+    if not name.isprintable():
+        raise UsageError("invalid task name %r: remove the line breaks and control characters" % value)
     return name
 
 
@@ -265,9 +270,10 @@ def check_jobs(count, segment_size):
     if jobs > MAX_JOBS:
         smallest = math.ceil(count / MAX_JOBS)
         raise CvatError(
-            "%s with segment size %d make %s, more than CVAT's default limit of %d per task: "
-            "use --segment-size %d or more, or split the prefix into several tasks"
-            % (plural(count, "image"), segment_size, plural(jobs, "job"), MAX_JOBS, smallest)
+            "{} with segment size {} make {}, more than CVAT's default limit of {:,} per task: "
+            "use --segment-size {} or more, or split the prefix into several tasks".format(
+                plural(count, "image"), segment_size, plural(jobs, "job"), MAX_JOBS, smallest
+            )
         )
     if jobs >= MANY_JOBS:
         log("warning: segment size %d makes %s for this task; a larger --segment-size gives fewer, longer jobs"
@@ -346,6 +352,26 @@ def create_task(client, args, known_ids):
         time.sleep(client.config.backoff * 2 ** attempt)
 
 
+def check_concurrent_task(client, args, task_id, known_ids):
+    """Delete this run's task if another run made a task of the same name at the same time.
+
+    Two runs can both pass the name check before either creates its task. The task with the
+    lowest id is kept and the later one is deleted before any data is attached, so exactly one
+    remains whichever run gets here first.
+    """
+    rivals = [
+        task["id"]
+        for task in find_tasks_by_name(client, args.project_id, args.name)
+        if task["id"] not in known_ids and task["id"] < task_id
+    ]
+    if rivals:
+        delete_empty_task(
+            client,
+            task_id,
+            "another run created task #%d named %r at the same time" % (min(rivals), args.name),
+        )
+
+
 def send_data(client, task_id, body):
     """POST the data call once and return its request id, "" if CVAT gave none, or None if lost.
 
@@ -354,9 +380,9 @@ def send_data(client, task_id, body):
     path = "/api/tasks/%d/data" % task_id
     try:
         response = client.send("POST", path, json_body=body)
-    except CvatError as error:
-        log("no response to the data call of task #%d (%s); checking its request instead of sending again"
-            % (task_id, error.message))
+    except CvatError:
+        log("the data call of task #%d got no response; checking the task's request instead of "
+            "sending the data again" % task_id)
         return None
 
     if response.status_code in (202, 409):
@@ -451,7 +477,7 @@ def print_plan(args, project, storage, keys, jobs):
     print("  Project: %d (%s), subset: %s" % (args.project_id, project.get("name", ""), args.subset))
     print("  Images: %s from cloud storage %d (bucket %s), prefix %s"
           % ("{:,}".format(len(keys)), args.cloud_storage_id, storage.get("resource", "?"), args.prefix))
-    print("  Jobs: %d (segment size %d), image quality %d" % (jobs, args.segment_size, args.image_quality))
+    print("  Jobs: {:,} (segment size {}), image quality {}".format(jobs, args.segment_size, args.image_quality))
     shown = keys if len(keys) <= 2 * DRY_RUN_SAMPLE else keys[:DRY_RUN_SAMPLE] + ["..."] + keys[-DRY_RUN_SAMPLE:]
     for key in shown:
         print("    %s" % key)
@@ -482,13 +508,15 @@ def attach_and_wait(client, args, task, keys):
         state = poll(watcher, args.timeout, "task #%d" % task_id)
     except PollTimeout:
         raise CvatError(
-            "task #%d is still being processed after %d s; CVAT goes on with it: check it at %s "
-            "or run show_project_subsets.py later" % (task_id, args.timeout, client.task_url(task_id))
+            "task #%d is still being processed after %d s; CVAT goes on with it: check it at %s, "
+            "and if it ends up without data delete it with: %s"
+            % (task_id, args.timeout, client.task_url(task_id), delete_command(client, task_id))
         )
     except CvatError as error:
         raise CvatError(
-            "%s; task #%d may still be processing in CVAT: check it at %s"
-            % (error.message, task_id, client.task_url(task_id))
+            "%s; task #%d may still be processing in CVAT: check it at %s, and if it ends up "
+            "without data delete it with: %s"
+            % (error.message, task_id, client.task_url(task_id), delete_command(client, task_id))
         )
 
     if state["status"] == "failed":
@@ -540,6 +568,8 @@ def main(argv=None):
             EXIT_INTERRUPTED,
         )
     task_id = task["id"]
+    if not args.allow_duplicate_name:
+        check_concurrent_task(client, args, task_id, {task["id"] for task in existing})
     # "created" is printed only once the task has its frames, because it may still fail and be deleted.
     log("attaching %s to the new task #%d" % (plural(len(keys), "file"), task_id))
     try:

@@ -19,9 +19,11 @@ import http.client
 import math
 import os
 import re
+import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 from urllib.parse import quote, urlsplit
 
@@ -43,6 +45,8 @@ RETRY_TOTAL = 5
 RETRY_CONNECT = 2
 # Backoff base in seconds between retries: 0, 2x, 4x, ... this value (env CVAT_RETRY_BACKOFF).
 RETRY_BACKOFF = 0.5
+# Largest CVAT_RETRY_BACKOFF accepted, in seconds, so that a typo cannot stall a script for hours.
+RETRY_BACKOFF_MAX = 10.0
 # Upper bound in seconds on a server's Retry-After, so a retry never waits unbounded.
 RETRY_AFTER_MAX = 30.0
 # Tasks asked for per page. CVAT has no cap on page_size, so large pages save round trips.
@@ -55,6 +59,8 @@ POLL_INTERVALS = (0.25, 0.5, 0.75)
 POLL_MIN_INTERVAL = 0.1
 # Seconds added to a predicted finish, so the poll after it usually sees the request done.
 POLL_FINISH_MARGIN = 0.05
+# Failed polls in a row (each after its own retries) before the script stops waiting.
+POLL_FAILURES_MAX = 5
 # Poll interval in seconds once a request has run for POLL_SLOW_AFTER seconds.
 POLL_SLOW_INTERVAL = 2.0
 POLL_SLOW_AFTER = 60.0
@@ -70,6 +76,17 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELET
 RETRY_STATUSES = (429, 502, 503, 504)
 # Maximum length of a server message in an error line, in characters.
 MAX_MESSAGE_LENGTH = 300
+# Environment and exit codes, shown at the end of every script's --help.
+HELP_EPILOG = """environment:
+  CVAT_URL            server address with scheme (default %s)
+  CVAT_ACCESS_TOKEN   personal access token (CVAT 2.48 and later), sent as Bearer
+  CVAT_TOKEN          legacy API key, sent as Token when CVAT_ACCESS_TOKEN is unset
+  CVAT_ORG            optional organization slug, checked against the project's or task's
+  REQUESTS_CA_BUNDLE  CA bundle for a certificate from a private CA
+
+exit codes: 0 done, 1 failed, 2 bad usage or configuration (nothing sent), 130 interrupted""" % (
+    DEFAULT_CVAT_URL
+)
 # Subset names the scripts set. CVAT accepts any text, which invites typos and case variants.
 SUBSETS = ("train", "validation", "test")
 # Messages of a failed host name lookup on Linux, macOS and Windows.
@@ -218,8 +235,10 @@ def read_backoff(env):
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not (value >= 0 and math.isfinite(value)):
-        raise UsageError("invalid CVAT_RETRY_BACKOFF %r: give a number of seconds, 0 or more" % raw)
+    if not (0 <= value <= RETRY_BACKOFF_MAX):
+        raise UsageError(
+            "invalid CVAT_RETRY_BACKOFF %r: give a number of seconds from 0 to %g" % (raw, RETRY_BACKOFF_MAX)
+        )
     return value
 
 
@@ -500,7 +519,7 @@ class CvatClient:
             )
         return CvatError(
             "%s %s failed: %s (CVAT at %s); check that CVAT and any proxy in front of it are "
-            "running, then run again" % (method, path, reason, self.base_url)
+            "running" % (method, path, reason, self.base_url)
         )
 
     def call(self, method, path, what, params=None, json_body=None, expected=(200,)):
@@ -542,17 +561,25 @@ class CvatClient:
             )
         if server_message:
             message += ": %s" % server_message
-        hint = self.hint_for(status, method)
+        hint = self.hint_for(status, method, server_message)
         if hint:
             message += " (%s)" % hint
         return HttpError(message, status, server_message, response)
 
-    def hint_for(self, status, method):
+    def hint_for(self, status, method, server_message=""):
         """Return what the user can do about an HTTP status, or an empty string."""
+        if status == 401 and self.config.token_scheme == "Bearer" and "not provided" in server_message:
+            # CVAT before 2.48 does not know the Bearer scheme and treats the call as anonymous.
+            return (
+                "this server did not accept a Bearer token: CVAT before 2.48 takes only API keys, "
+                "so unset CVAT_ACCESS_TOKEN and set CVAT_TOKEN to your API key"
+            )
         if status == 401:
             return "CVAT rejected the token in %s: check that it is current and belongs to this server" % (
                 self.config.token_variable
             )
+        if status == 404 and self.config.org and not self.org_params:
+            return "CVAT_ORG is %r: check that this organization exists, or unset CVAT_ORG" % self.config.org
         if status == 403 and method != "GET":
             return (
                 "the token may be read-only: create a personal access token with write access, "
@@ -723,8 +750,18 @@ def poll(fetch_state, timeout, describe):
     polls = 0
     last_report = None
     last_progress = (started, None)
+    failures = 0
     while True:
-        state = fetch_state()
+        try:
+            state = fetch_state()
+            failures = 0
+        except CvatError as error:
+            failures = check_poll_failure(error, failures, describe)
+            now = time.monotonic()
+            if now >= deadline:
+                raise PollTimeout("timed out after %g s" % timeout)
+            time.sleep(min(POLL_SLOW_INTERVAL, max(deadline - now, 0.01)))
+            continue
         polls += 1
         status = state.get("status")
         if status in ("finished", "failed"):
@@ -750,6 +787,21 @@ def poll(fetch_state, timeout, describe):
         predicted = predict_finish(last_progress, (now, progress))
         last_progress = (now, progress)
         time.sleep(min(poll_interval(now - started, polls, predicted), max(deadline - now, 0.01)))
+
+
+def check_poll_failure(error, failures, describe):
+    """Return the new count of failed polls in a row, or re-raise error when it is not transient.
+
+    A throttled poll, a server error or a lost connection does not stop processing on the
+    server, so polling goes on up to POLL_FAILURES_MAX failures in a row.
+    """
+    if isinstance(error, HttpError) and error.status != 429 and error.status < 500:
+        raise error
+    failures += 1
+    if failures > POLL_FAILURES_MAX:
+        raise error
+    log("%s: checking failed (%s); trying again" % (describe, error.message))
+    return failures
 
 
 def fetch_request_state(client, rq_id, seen):
@@ -804,8 +856,14 @@ def supports_emoji(stream):
 def run(main, argv=None):
     """Run a script's main(argv) and turn expected failures into one stderr line and an exit code."""
     script = os.path.basename(sys.argv[0]) or "cvat-script"
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (kill, a closing session) takes the same path as Ctrl-C, so the line that
+        # names a half-finished task is printed either way.
+        signal.signal(signal.SIGTERM, raise_interrupt)
     try:
-        return main(argv)
+        code = main(argv)
+        sys.stdout.flush()
+        return code
     except CvatError as error:
         print("%s: error: %s" % (script, redact(error.message)), file=sys.stderr)
         return error.exit_code
@@ -816,10 +874,25 @@ def run(main, argv=None):
         # The reader of stdout went away (e.g. "| head"); silence the final flush.
         sys.stdout = open(os.devnull, "w")
         return EXIT_FAILED
+    except OSError as error:
+        # Writing the output failed (a full disk, a closed stdout). Requests' own errors are
+        # OSErrors too, but CvatClient.send turns them into CvatError before they get here.
+        sys.stdout = open(os.devnull, "w")
+        print("%s: error: writing the output failed: %s" % (script, error), file=sys.stderr)
+        return EXIT_FAILED
+
+
+def raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse parser whose errors become one UsageError line (exit 2) instead of usage text."""
+
+    def __init__(self, **options):
+        options.setdefault("epilog", HELP_EPILOG)
+        options.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**options)
 
     def error(self, message):
         raise UsageError("%s (see --help)" % message)

@@ -7,7 +7,10 @@ Example:
 
 SUBSET is matched without case and sent in lower case ("Train" becomes "train"); "none" or ""
 clears the subset. Each task gets one PATCH with only the subset field. Tasks are updated in
-parallel and reported in the order given; every task is tried even when others fail.
+parallel, so the PATCHes may reach CVAT in any order, and reported in the order given; every
+task is tried even when others fail. With CVAT_ORG set, a task of another organization is
+reported and left unchanged. Ctrl-C stops sending, waits for the calls already sent, and
+names the tasks that were changed.
 
 Reads CVAT_URL, CVAT_ACCESS_TOKEN or CVAT_TOKEN, and CVAT_ORG (see cvat_common.py).
 Exit codes: 0 all tasks updated, 1 any task failed, 2 bad usage or configuration (nothing
@@ -15,6 +18,7 @@ sent), 130 interrupted.
 """
 
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from cvat_common import (
@@ -65,19 +69,55 @@ def show_subset(subset):
     return "(none)" if not subset else subset
 
 
-def update_task(client, task_id, subset):
-    """Read the task's current subset, then PATCH the new one; return a result dict."""
-    result = {"id": task_id, "old": None, "error": None, "status": None, "read_status": None}
+def find_organization_id(client, slug):
+    """Return the id of the organization whose slug is CVAT_ORG, or raise CvatError."""
+    organizations = client.list_all("/api/organizations", "looking up CVAT_ORG %r" % slug, params={"slug": slug})
+    for organization in organizations:
+        if organization.get("slug") == slug:
+            return organization["id"]
+    raise CvatError("CVAT_ORG is %r, but no organization with that slug is visible to this token: fix or unset it" % slug)
+
+
+def task_organization_id(task):
+    if "organization_id" in task:
+        return task["organization_id"]
+    return task.get("organization")
+
+
+def update_task(client, task_id, subset, org_id, stop):
+    """Read the task's current subset, then PATCH the new one; return a result dict.
+
+    Nothing is sent once stop is set (Ctrl-C), and the PATCH is skipped when the task belongs
+    to an organization other than org_id (CVAT_ORG) or the token was rejected.
+    """
+    result = {"id": task_id, "old": None, "error": None, "status": None, "read_status": None, "sent": False}
+    if stop.is_set():
+        return result
     try:
         task = client.get("/api/tasks/%d" % task_id, "reading task %d" % task_id)
         result["old"] = task.get("subset") or ""
     except HttpError as error:
         # The PATCH below reports the failure with its own status; the old subset stays unknown.
         result["read_status"] = error.status
+        if error.status == 401:
+            result["status"] = error.status
+            result["error"] = error.message
+            return result
     except CvatError as error:
         result["error"] = error.message
         return result
 
+    if org_id is not None and result["read_status"] is None and task_organization_id(task) != org_id:
+        result["error"] = "task %d belongs to organization id %s, not to CVAT_ORG %r: left unchanged" % (
+            task_id,
+            task_organization_id(task),
+            client.config.org,
+        )
+        return result
+    if stop.is_set():
+        return result
+
+    result["sent"] = True
     try:
         client.call(
             "PATCH",
@@ -112,6 +152,9 @@ def describe_failure(task_id, error, read_status, org):
 
 
 def print_result(result, subset):
+    if not result["sent"] and not result["error"]:
+        log("#%d: not sent (interrupted)" % result["id"])
+        return
     if result["error"]:
         log("#%d: failed: %s" % (result["id"], result["error"]))
         return
@@ -143,31 +186,44 @@ def main(argv=None):
     args = parse_args(argv)
     config = load_config()
     client = CvatClient(config)
+    org_id = find_organization_id(client, config.org) if config.org else None
 
-    results = []
+    stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(args.task_ids)))
+    futures = [pool.submit(update_task, client, task_id, args.subset, org_id, stop) for task_id in args.task_ids]
+    results = []
     try:
-        futures = [pool.submit(update_task, client, task_id, args.subset) for task_id in args.task_ids]
         for future in futures:
-            result = future.result()
-            print_result(result, args.subset)
-            results.append(result)
+            results.append(future.result())
+            if len(args.task_ids) > 1:
+                print_result(results[-1], args.subset)
     except KeyboardInterrupt:
-        if sys.version_info >= (3, 9):
-            pool.shutdown(wait=False, cancel_futures=True)
-        else:
-            pool.shutdown(wait=False)
-        done = [str(result["id"]) for result in results if not result["error"]]
-        raise CvatError(
-            "interrupted: updated tasks %s; the rest may or may not have changed, run again with their ids"
-            % (" ".join(done) or "none"),
-            EXIT_INTERRUPTED,
-        )
+        raise CvatError(interrupted_message(pool, futures, stop), EXIT_INTERRUPTED)
     pool.shutdown()
 
+    if len(results) == 1 and results[0]["error"]:
+        raise CvatError("#%d: %s" % (results[0]["id"], results[0]["error"]))
+    if len(results) == 1:
+        print_result(results[0], args.subset)
     if any(result["error"] for result in results):
         raise CvatError(summarize_failures(results, config.token_variable))
     return 0
+
+
+def interrupted_message(pool, futures, stop):
+    """Stop sending, wait for the calls already sent, and say which tasks changed."""
+    stop.set()
+    pool.shutdown(wait=True)
+    results = [future.result() for future in futures]
+    changed = [str(result["id"]) for result in results if result["sent"] and not result["error"]]
+    unsent = [str(result["id"]) for result in results if not result["sent"] and not result["error"]]
+    failed = [str(result["id"]) for result in results if result["error"]]
+    message = "interrupted: changed tasks %s" % (" ".join(changed) or "none")
+    if failed:
+        message += "; failed %s" % " ".join(failed)
+    if unsent:
+        message += "; not sent %s, run again with those ids" % " ".join(unsent)
+    return message
 
 
 if __name__ == "__main__":

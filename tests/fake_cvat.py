@@ -2468,6 +2468,9 @@ def main(argv=None):
         signal.signal(signal_number, lambda *_: stopping.set())
     srv.start(port=args.port)
     print("FAKE_CVAT_URL=" + srv.url, flush=True)
+    # The second line goes to stderr, so that callers reading the URL from stdout are unaffected.
+    print("tokens: CVAT_ACCESS_TOKEN=pat-good (write), pat-readonly (read-only)%s; CVAT_TOKEN=key-good"
+          % (", demo-token" if args.seed == "demo" else ""), file=sys.stderr, flush=True)
     while not stopping.wait(0.2):
         pass
     srv.stop()

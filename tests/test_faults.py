@@ -193,7 +193,20 @@ def test_persistent_poll_fault_names_task(cvat):
     assert "HTTP 503" in errors[0]
     assert "GET /api/requests/" in errors[0]
     assert "task #1 may still be processing" in errors[0]
-    assert len(cvat.find("GET", POLL_PATH)) == 1 + cvat_common.RETRY_TOTAL
+    # Each poll is retried by urllib3, and polling itself goes on after POLL_FAILURES_MAX failures.
+    polls = 1 + cvat_common.POLL_FAILURES_MAX
+    assert len(cvat.find("GET", POLL_PATH)) == polls * (1 + cvat_common.RETRY_TOTAL)
+
+
+def test_poll_survives_transient_failures(cvat):
+    cvat.seed_scenario("bucket-prefix")
+    cvat.processing_seconds = 1.0
+    failures = cvat_common.POLL_FAILURES_MAX * (1 + cvat_common.RETRY_TOTAL)
+    cvat.add_fault("GET", POLL_PATH, status=503, times=failures)
+    result = run_script(CREATE, "--prefix", "site-a/images/", "--name", "t1", "--timeout", "60", server=cvat)
+    assert result.code == 0
+    assert "checking failed" in result.err
+    assert "Task #1 created" in result.out
 
 
 def test_session_retries_through_urllib3():
