@@ -860,6 +860,11 @@ def run(main, argv=None):
         # SIGTERM (kill, a closing session) takes the same path as Ctrl-C, so the line that
         # names a half-finished task is printed either way.
         signal.signal(signal.SIGTERM, raise_interrupt)
+    if sys.stdout is None:
+        # Python sets sys.stdout to None when file descriptor 1 is closed, and print() then
+        # drops the results without an error.
+        print("%s: error: standard output is closed; run it with stdout open" % script, file=sys.stderr)
+        return EXIT_USAGE
     try:
         code = main(argv)
         sys.stdout.flush()
