@@ -388,11 +388,11 @@ def send_data(client, task_id, body):
     if response.status_code in (202, 409):
         # 409: a creation job for this task is already running; its body names the same request.
         try:
-            body = response.json()
+            response_body = response.json()
         except ValueError:
-            body = None
-        if isinstance(body, dict) and body.get("rq_id"):
-            return body["rq_id"]
+            response_body = None
+        if isinstance(response_body, dict) and response_body.get("rq_id"):
+            return response_body["rq_id"]
         return ""
     if response.status_code >= 500:
         log("the data call of task #%d got HTTP %d; checking its request instead of sending again"
