@@ -4,10 +4,10 @@
 Example:
     python3 create_cvat_task_validation.py --prefix site-a/images/ --name site-a-val --subset validation
 
-Steps: list the prefix through CVAT (content-v2, every page), keep image files in natural order
-(img2 before img10), reject an empty list or a task name already in the project, create the task
-in the project's organization, attach the files from the cloud storage, wait for CVAT to process
-them, and print the task id, frames, jobs and URL. --dry-run stops before the first write.
+Steps: list the prefix through CVAT (content-v2, every page) and keep the image files in natural
+order (img2 before img10). Reject an empty list or a task name already in the project. Create the
+task in the project's organization, attach the files from the cloud storage, wait for CVAT to
+process them, and print the task id, frames, jobs and URL. --dry-run stops before the first write.
 
 If CVAT rejects the files or fails to process them, the script deletes the empty task it made and
 says why. If it is interrupted or times out while CVAT is still processing, it leaves the task

@@ -47,7 +47,7 @@ RETRY_CONNECT = 2
 RETRY_BACKOFF = 0.5
 # Largest CVAT_RETRY_BACKOFF accepted, in seconds, so that a typo cannot stall a script for hours.
 RETRY_BACKOFF_MAX = 10.0
-# Upper bound in seconds on a server's Retry-After, so a retry never waits unbounded.
+# Upper bound in seconds on a server's Retry-After; CvatRetry.get_retry_after cuts longer waits to it.
 RETRY_AFTER_MAX = 30.0
 # Tasks asked for per page. CVAT has no cap on page_size, so large pages save round trips.
 TASK_PAGE_SIZE = 1000
@@ -57,7 +57,7 @@ CONTENT_PAGE_SIZE = 500
 POLL_INTERVALS = (0.25, 0.5, 0.75)
 # Shortest sleep between polls, used when the progress seen so far predicts an early finish.
 POLL_MIN_INTERVAL = 0.1
-# Seconds added to a predicted finish, so the poll after it usually sees the request done.
+# Seconds added to a predicted finish, so the poll after it usually finds the request done.
 POLL_FINISH_MARGIN = 0.05
 # Failed polls in a row (each after its own retries) before the script stops waiting.
 POLL_FAILURES_MAX = 5

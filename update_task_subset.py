@@ -7,8 +7,8 @@ Example:
 
 SUBSET is matched without case and sent in lower case ("Train" becomes "train"); "none" or ""
 clears the subset. Each task gets one PATCH with only the subset field. Tasks are updated in
-parallel, so the PATCHes may reach CVAT in any order, and reported in the order given; every
-task is tried even when others fail. With CVAT_ORG set, a task of another organization is
+parallel, so the PATCHes may reach CVAT in any order, but the results are printed in the order
+given. Every task is tried even when others fail. With CVAT_ORG set, a task of another organization is
 reported and left unchanged. Ctrl-C stops sending, waits for the calls already sent, and
 names the tasks that were changed.
 
@@ -211,7 +211,7 @@ def main(argv=None):
 
 
 def interrupted_message(pool, futures, stop):
-    """Stop sending, wait for the calls already sent, and say which tasks changed."""
+    """Stop sending, wait for the calls already sent, and return the line naming the changed tasks."""
     stop.set()
     pool.shutdown(wait=True)
     results = [future.result() for future in futures]

@@ -1,6 +1,6 @@
 """Fixtures shared by the script tests: the local CVAT server and a runner for the real scripts.
 
-Every script run goes through run_script(), which records stdout and stderr; after each test the
+Every script run goes through run_script(), which records stdout and stderr. After each test, the
 autouse fixture no_token_in_output fails the test if any known token appears in them.
 """
 

@@ -3,10 +3,10 @@
 
     python3 tests/demo.py
 
-It starts the local server on 127.0.0.1, seeded like the team's CVAT (project 4 "Polyvision 4
-classes" with three train tasks, cloud storage 4 holding 2,388 validation images), runs the real
-scripts unchanged as subprocesses, checks the split report against the expected block, stops the
-server and exits 0 on success. Nothing is sent anywhere but 127.0.0.1.
+It starts the local server on 127.0.0.1, seeded like the team's CVAT: project 4 "Polyvision 4
+classes" with three train tasks, and cloud storage 4 with 2,388 validation images. It runs the
+real scripts unchanged as subprocesses and checks the split report against the expected block.
+Then it stops the server and exits 0 on success. Nothing is sent anywhere but 127.0.0.1.
 """
 
 import os
