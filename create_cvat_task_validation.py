@@ -568,11 +568,11 @@ def main(argv=None):
             EXIT_INTERRUPTED,
         )
     task_id = task["id"]
-    if not args.allow_duplicate_name:
-        check_concurrent_task(client, args, task_id, {task["id"] for task in existing})
-    # "created" is printed only once the task has its frames, because it may still fail and be deleted.
-    log("attaching %s to the new task #%d" % (plural(len(keys), "file"), task_id))
     try:
+        if not args.allow_duplicate_name:
+            check_concurrent_task(client, args, task_id, {task["id"] for task in existing})
+        # "created" is printed only once the task has its frames, because it may still fail and be deleted.
+        log("attaching %s to the new task #%d" % (plural(len(keys), "file"), task_id))
         finished = attach_and_wait(client, args, task, keys)
     except KeyboardInterrupt:
         raise CvatError(

@@ -855,11 +855,27 @@ def supports_emoji(stream):
 
 def run(main, argv=None):
     """Run a script's main(argv) and turn expected failures into one stderr line and an exit code."""
+    code = run_main(main, argv)
+    if code == EXIT_INTERRUPTED and threading.active_count() > 1:
+        # Worker threads may still be waiting on a retry; the user asked to stop now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def run_main(main, argv):
+    """Call main(argv) and return its exit code, printing the one-line error of a failure."""
     script = os.path.basename(sys.argv[0]) or "cvat-script"
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (kill, a closing session) takes the same path as Ctrl-C, so the line that
         # names a half-finished task is printed either way.
         signal.signal(signal.SIGTERM, raise_interrupt)
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            # A task name with characters the terminal's encoding lacks must not crash the
+            # output after the work is done.
+            stream.reconfigure(errors="backslashreplace")
     if sys.stdout is None:
         # Python sets sys.stdout to None when file descriptor 1 is closed, and print() then
         # drops the results without an error.
@@ -875,6 +891,15 @@ def run(main, argv=None):
     except KeyboardInterrupt:
         print("%s: interrupted" % script, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except (KeyError, TypeError, AttributeError, IndexError) as error:
+        # A 200 response whose JSON has another shape than CVAT's: a proxy, another API, or a
+        # CVAT version these scripts do not know.
+        print(
+            "%s: error: unexpected response from the server at CVAT_URL (%s: %s): check that it "
+            "points at a CVAT 2.x server" % (script, type(error).__name__, redact(error)),
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except BrokenPipeError:
         # The reader of stdout went away (e.g. "| head"); silence the final flush.
         sys.stdout = open(os.devnull, "w")

@@ -19,7 +19,7 @@ sent), 130 interrupted.
 
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from cvat_common import (
     ArgumentParser,
@@ -36,6 +36,8 @@ from cvat_common import (
 
 # Tasks updated at the same time.
 MAX_PARALLEL = 8
+# Seconds to wait after Ctrl-C for the calls already sent, so the report says what changed.
+INTERRUPT_WAIT = 10
 
 
 def parse_args(argv):
@@ -119,12 +121,15 @@ def update_task(client, task_id, subset, org_id, stop):
 
     result["sent"] = True
     try:
-        client.call(
+        task = client.call(
             "PATCH",
             "/api/tasks/%d" % task_id,
             "setting the subset of task %d" % task_id,
             json_body={"subset": subset},
         )
+        # CVAT returns the whole task; anything else means the change is not confirmed.
+        if not isinstance(task, dict) or task.get("subset") != subset:
+            result["error"] = "CVAT did not confirm the new subset of task %d: check it in CVAT" % task_id
     except HttpError as error:
         result["status"] = error.status
         result["error"] = describe_failure(task_id, error, result["read_status"], client.config.org)
@@ -198,7 +203,7 @@ def main(argv=None):
             if len(args.task_ids) > 1:
                 print_result(results[-1], args.subset)
     except KeyboardInterrupt:
-        raise CvatError(interrupted_message(pool, futures, stop), EXIT_INTERRUPTED)
+        raise CvatError(interrupted_message(futures, args.task_ids, stop), EXIT_INTERRUPTED)
     pool.shutdown()
 
     if len(results) == 1 and results[0]["error"]:
@@ -210,17 +215,36 @@ def main(argv=None):
     return 0
 
 
-def interrupted_message(pool, futures, stop):
-    """Stop sending, wait for the calls already sent, and return the line naming the changed tasks."""
+def interrupted_message(futures, task_ids, stop):
+    """Stop sending, wait a little for the calls already sent, and return the line naming the tasks.
+
+    The wait ends after INTERRUPT_WAIT seconds or at a second Ctrl-C; tasks whose call is still
+    out then are named as unknown.
+    """
     stop.set()
-    pool.shutdown(wait=True)
-    results = [future.result() for future in futures]
-    changed = [str(result["id"]) for result in results if result["sent"] and not result["error"]]
-    unsent = [str(result["id"]) for result in results if not result["sent"] and not result["error"]]
-    failed = [str(result["id"]) for result in results if result["error"]]
+    try:
+        wait(futures, timeout=INTERRUPT_WAIT)
+    except KeyboardInterrupt:
+        pass
+
+    changed, failed, unsent, unknown = [], [], [], []
+    for task_id, future in zip(task_ids, futures):
+        if not future.done():
+            unknown.append(str(task_id))
+            continue
+        result = future.result()
+        if result["error"]:
+            failed.append(str(task_id))
+        elif result["sent"]:
+            changed.append(str(task_id))
+        else:
+            unsent.append(str(task_id))
+
     message = "interrupted: changed tasks %s" % (" ".join(changed) or "none")
     if failed:
         message += "; failed %s" % " ".join(failed)
+    if unknown:
+        message += "; unknown %s (their calls were still out, check them in CVAT)" % " ".join(unknown)
     if unsent:
         message += "; not sent %s, run again with those ids" % " ".join(unsent)
     return message

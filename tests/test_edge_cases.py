@@ -4,6 +4,7 @@ Every test runs the real scripts as subprocesses against the local CVAT server o
 and checks the exit code, the stderr lines and what the server received.
 """
 
+import http.server
 import os
 import queue
 import re
@@ -448,3 +449,84 @@ def test_help_lists_settings(script):
     assert "CVAT_TOKEN" in result.out
     assert "exit codes: 0 done, 1 failed, 2 bad usage" in result.out
     assert "130 interrupted" in result.out
+
+
+# Ctrl-C after the task exists but before its data call.
+
+
+def test_create_interrupt_before_data_names_task(cvat):
+    cvat.seed_scenario("bucket-prefix")
+    # Slow name lookups keep the script busy right after the create call returns.
+    cvat.add_fault("GET", r"/api/tasks", query={"name": "t-early"}, delay=1.5, times=None)
+    args = ["--prefix", "site-a/images/", "--name", "t-early"]
+    running = RunningScript(CREATE, args, script_env(cvat))
+    created = wait_until(lambda: cvat.find("POST", r"/api/tasks"), timeout=30)
+    time.sleep(0.3)
+    running.process.send_signal(signal.SIGINT)
+    code, out, err = running.finish()
+    errors = error_lines(err)
+    assert created
+    assert code == 130
+    assert "Traceback" not in err
+    assert len(errors) == 1
+    assert "task #1" in errors[0]
+    assert "DELETE" in errors[0]
+    assert cvat.find("POST", r"/api/tasks/\d+/data/?") == []
+
+
+# Output that cannot encode the task name.
+
+
+def test_ascii_output_non_ascii_name(cvat_demo):
+    args = ["--prefix", DEMO_PREFIX, "--name", "Ünï-🚲", "--dry-run"]
+    result = run_script(CREATE, *args, server=cvat_demo, PYTHONIOENCODING="ascii")
+    assert result.code == 0
+    assert "Traceback" not in result.err
+    assert "Dry run" in result.out
+
+
+# A server at CVAT_URL that returns JSON of another shape.
+
+
+def start_json_server(body):
+    """Start a server on 127.0.0.1 that returns body with status 200 to every request."""
+    payload = body.encode("utf-8")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def reply(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = reply
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("body", ["{}", "[1, 2, 3]", '{"id": "x", "results": 5, "count": "n"}'])
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("show_project_subsets.py", ["4"]),
+        ("update_task_subset.py", ["train", "14"]),
+        (CREATE, ["--prefix", "a/", "--name", "x"]),
+    ],
+)
+def test_wrong_shape_one_line(body, script, args):
+    server = start_json_server(body)
+    try:
+        url = "http://127.0.0.1:%d" % server.server_address[1]
+        result = run_script(script, *args, CVAT_URL=url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert len(error_lines(result.err)) == 1
