@@ -9,8 +9,8 @@ SUBSET is matched without case and sent in lower case ("Train" becomes "train");
 clears the subset. Each task gets one PATCH with only the subset field. Tasks are updated in
 parallel, so the PATCHes may reach CVAT in any order, but the results are printed in the order
 given. Every task is tried even when others fail. With CVAT_ORG set, a task of another organization is
-reported and left unchanged. Ctrl-C stops sending, waits for the calls already sent, and
-names the tasks that were changed.
+reported and left unchanged. Ctrl-C stops sending, waits up to INTERRUPT_WAIT seconds for the
+calls already sent, and names the tasks that were changed.
 
 Reads CVAT_URL, CVAT_ACCESS_TOKEN or CVAT_TOKEN, and CVAT_ORG (see cvat_common.py).
 Exit codes: 0 all tasks updated, 1 any task failed, 2 bad usage or configuration (nothing
