@@ -83,6 +83,9 @@ HELP_EPILOG = """environment:
   CVAT_TOKEN          legacy API key, sent as Token when CVAT_ACCESS_TOKEN is unset
   CVAT_ORG            optional organization slug, checked against the project's or task's
   REQUESTS_CA_BUNDLE  CA bundle for a certificate from a private CA
+  CVAT_CONNECT_TIMEOUT, CVAT_READ_TIMEOUT  seconds per connection and per response (10, 120)
+  CVAT_RETRY_BACKOFF  base of the wait between retries in seconds (0.5)
+  CVAT_DEBUG=1        one stderr line per HTTP call, never headers or tokens
 
 exit codes: 0 done, 1 failed, 2 bad usage or configuration (nothing sent), 130 interrupted""" % (
     DEFAULT_CVAT_URL
@@ -573,6 +576,11 @@ class CvatClient:
             return (
                 "this server did not accept a Bearer token: CVAT before 2.48 takes only API keys, "
                 "so unset CVAT_ACCESS_TOKEN and set CVAT_TOKEN to your API key"
+            )
+        if status == 401 and self.config.token_scheme == "Bearer":
+            return (
+                "CVAT rejected the token in CVAT_ACCESS_TOKEN: check that it is current and belongs "
+                "to this server; a legacy API key goes in CVAT_TOKEN instead"
             )
         if status == 401:
             return "CVAT rejected the token in %s: check that it is current and belongs to this server" % (
