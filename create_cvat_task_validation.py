@@ -10,7 +10,7 @@ task in the project's organization, attach the files from the cloud storage, wai
 process them, and print the task id, frames, jobs and URL. --dry-run stops before the first write.
 
 If CVAT rejects the files or fails to process them, the script deletes the empty task it made and
-says why. If it is interrupted or times out while CVAT is still processing, it leaves the task
+prints why. If it is interrupted or times out while CVAT is still processing, it leaves the task
 and prints its id and how to check or delete it.
 
 Reads CVAT_URL, CVAT_ACCESS_TOKEN or CVAT_TOKEN, and CVAT_ORG (see cvat_common.py).

@@ -979,11 +979,14 @@ def read_project(client, project_id):
         raise
 
 
-def project_organization_id(project):
-    """Return the project's organization id, or None for the personal sandbox."""
-    if "organization_id" in project:
-        return project["organization_id"]
-    return project.get("organization")
+def organization_id_of(resource):
+    """Return the organization id of a project or task, or None for the personal sandbox.
+
+    Older CVAT servers send only organization, newer ones both fields.
+    """
+    if "organization_id" in resource:
+        return resource["organization_id"]
+    return resource.get("organization")
 
 
 def enter_project_organization(client, project):
@@ -992,22 +995,22 @@ def enter_project_organization(client, project):
     A task list without the project's organization misses tasks made by colleagues, and a task
     created without it lands in the wrong workspace, so every later call carries it.
     """
-    organization_id = project_organization_id(project)
-    wanted = client.config.org
-    if wanted:
+    organization_id = organization_id_of(project)
+    expected = client.config.org
+    if expected:
         if organization_id is None:
             raise CvatError(
                 "CVAT_ORG is %r, but project %d (%s) is in the personal workspace: unset CVAT_ORG"
-                % (wanted, project["id"], project.get("name", ""))
+                % (expected, project["id"], project.get("name", ""))
             )
         organization = client.get(
             "/api/organizations/%d" % organization_id, "reading organization %d" % organization_id
         )
         slug = organization.get("slug", "")
-        if slug != wanted:
+        if slug != expected:
             raise CvatError(
                 "CVAT_ORG is %r, but project %d (%s) belongs to organization %r: set CVAT_ORG=%s "
-                "or unset it" % (wanted, project["id"], project.get("name", ""), slug, slug)
+                "or unset it" % (expected, project["id"], project.get("name", ""), slug, slug)
             )
     client.use_organization(organization_id)
     return organization_id

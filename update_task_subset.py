@@ -31,12 +31,13 @@ from cvat_common import (
     check_subset,
     load_config,
     log,
+    organization_id_of,
     run,
 )
 
 # Tasks updated at the same time.
 MAX_PARALLEL = 8
-# Seconds to wait after Ctrl-C for the calls already sent, so the report says what changed.
+# Seconds to wait after Ctrl-C for the calls already sent, so the report can name what changed.
 INTERRUPT_WAIT = 10
 
 
@@ -80,12 +81,6 @@ def find_organization_id(client, slug):
     raise CvatError("CVAT_ORG is %r, but no organization with that slug is visible to this token: fix or unset it" % slug)
 
 
-def task_organization_id(task):
-    if "organization_id" in task:
-        return task["organization_id"]
-    return task.get("organization")
-
-
 def update_task(client, task_id, subset, org_id, stop):
     """Read the task's current subset, then PATCH the new one; return a result dict.
 
@@ -109,10 +104,10 @@ def update_task(client, task_id, subset, org_id, stop):
         result["error"] = error.message
         return result
 
-    if org_id is not None and result["read_status"] is None and task_organization_id(task) != org_id:
+    if org_id is not None and result["read_status"] is None and organization_id_of(task) != org_id:
         result["error"] = "task %d belongs to organization id %s, not to CVAT_ORG %r: left unchanged" % (
             task_id,
-            task_organization_id(task),
+            organization_id_of(task),
             client.config.org,
         )
         return result
